@@ -168,11 +168,23 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests() {
-        assert!(matches!("abc".parse::<Digest>(), Err(DigestError::Format(_))));
-        assert!(matches!("md5:00".parse::<Digest>(), Err(DigestError::Algorithm(_))));
-        assert!(matches!("sha256:00".parse::<Digest>(), Err(DigestError::Hex(_, 64))));
+        assert!(matches!(
+            "abc".parse::<Digest>(),
+            Err(DigestError::Format(_))
+        ));
+        assert!(matches!(
+            "md5:00".parse::<Digest>(),
+            Err(DigestError::Algorithm(_))
+        ));
+        assert!(matches!(
+            "sha256:00".parse::<Digest>(),
+            Err(DigestError::Hex(_, 64))
+        ));
         let upper = format!("sha256:{}", "A".repeat(64));
-        assert!(matches!(upper.parse::<Digest>(), Err(DigestError::Hex(_, 64))));
+        assert!(matches!(
+            upper.parse::<Digest>(),
+            Err(DigestError::Hex(_, 64))
+        ));
         let traversal = format!("sha256:../{}", "a".repeat(61));
         assert!(traversal.parse::<Digest>().is_err());
     }

@@ -73,6 +73,17 @@ impl Store {
         Ok(Store { root })
     }
 
+    /// A store over an existing directory, creating nothing until a blob is written
+    /// (for reading layouts that belong to someone else).
+    pub fn at(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    /// Removes the ingest directory when nothing is in it (keeps foreign layouts tidy).
+    pub fn tidy(&self) {
+        let _ = fs::remove_dir(self.root.join("ingest"));
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -135,7 +146,9 @@ impl Store {
             std::process::id(),
             seq
         );
-        let path = self.root.join("ingest").join(name);
+        let dir = self.root.join("ingest");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = dir.join(name);
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -294,7 +307,11 @@ impl Ingest {
 
     /// Checks size and digest, flushes to disk and renames into place.
     pub fn commit(mut self) -> Result<Digest, StoreError> {
-        let actual = self.hasher.take().expect("hasher present until commit").finish();
+        let actual = self
+            .hasher
+            .take()
+            .expect("hasher present until commit")
+            .finish();
         if let Some(size) = self.size {
             if size != self.written {
                 return Err(StoreError::SizeMismatch {
@@ -325,6 +342,12 @@ impl Ingest {
         file.sync_data().map_err(io_err(&path))?;
         drop(file);
         let dest = self.store.blob_path(&actual);
+        if dest.is_file() {
+            // Another writer got there first; its copy is equally good.
+            let _ = fs::remove_file(&path);
+            self.path = PathBuf::new();
+            return Ok(actual);
+        }
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
         }

@@ -36,7 +36,9 @@ pub struct PackOptions {
     /// Record extended attributes (default: true; `security.selinux` is always left out, it
     /// describes the packing host rather than the content).
     pub xattrs: bool,
-    /// Store files with holes as GNU sparse entries (default: true).
+    /// Store files with holes as GNU sparse entries (default: false). Image layers keep it
+    /// off: umoci and other readers built on Go's archive/tar refuse the GNU sparse type,
+    /// so files with holes are stored whole, as Docker and BuildKit store them.
     pub sparse: bool,
 }
 
@@ -47,7 +49,7 @@ impl Default for PackOptions {
             clamp_mtime: false,
             owner: None,
             xattrs: true,
-            sparse: true,
+            sparse: false,
         }
     }
 }

@@ -10,10 +10,35 @@ use std::process::{Command, Stdio};
 use archive::{pack_dir, unpack_layer, unpack_layers, Compression, PackOptions, UnpackOptions};
 use common::*;
 
+/// Packs with sparse entries on, so that the round trips check holes survive.
 fn pack(src: &Path) -> Vec<u8> {
     let mut out = Vec::new();
-    pack_dir(src, &mut out, &PackOptions::default()).unwrap();
+    let opts = PackOptions {
+        sparse: true,
+        ..PackOptions::default()
+    };
+    pack_dir(src, &mut out, &opts).unwrap();
     out
+}
+
+#[test]
+fn default_packing_stores_files_with_holes_as_regular_files() {
+    // Readers built on Go's archive/tar (umoci) refuse GNU sparse entries.
+    let src = tempfile::tempdir().unwrap();
+    let f = fs::File::create(src.path().join("holes")).unwrap();
+    f.set_len(8 << 20).unwrap();
+    drop(f);
+    let mut out = Vec::new();
+    pack_dir(src.path(), &mut out, &PackOptions::default()).unwrap();
+    let mut ar = tar::Archive::new(Cursor::new(out));
+    let e = ar
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.path().unwrap().ends_with("holes"))
+        .unwrap();
+    assert_eq!(e.header().entry_type(), tar::EntryType::Regular);
+    assert_eq!(e.header().size().unwrap(), 8 << 20);
 }
 
 fn have_gnu_tar() -> bool {

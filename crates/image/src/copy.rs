@@ -60,6 +60,19 @@ pub async fn copy_image(
     opts: &CopyOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<CopyReport> {
+    let result = copy_inner(src, dst.clone(), opts, progress).await;
+    if result.is_err() {
+        dst.abort().await;
+    }
+    result
+}
+
+async fn copy_inner(
+    src: Arc<dyn ImageSource>,
+    dst: Arc<dyn ImageDestination>,
+    opts: &CopyOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<CopyReport> {
     let (top, top_type) = src.manifest(None).await?;
     let what = src.describe();
     let parsed = Manifest::parse(&top, &top_type, &what)?;

@@ -108,6 +108,8 @@ impl ImageDestination for OciArchiveDestination {
         self.inner.put_instance(bytes, media_type, digest).await
     }
 
+    // Nothing to abort: the archive file is written only at commit, through a rename.
+
     async fn commit(&self, bytes: &[u8], media_type: &str, digest: &Digest) -> Result<()> {
         self.inner.commit(bytes, media_type, digest).await?;
         let dir = self.tmp.path().join("layout");

@@ -65,6 +65,8 @@ impl ImageSource for DirSource {
 
 pub struct DirDestination {
     dir: PathBuf,
+    /// This destination made the directory (and removes it if the copy fails).
+    created: bool,
 }
 
 impl DirDestination {
@@ -81,9 +83,11 @@ impl DirDestination {
                 ));
             }
         }
+        let created = !dir.exists();
         fs::create_dir_all(dir).map_err(ImageError::io(dir))?;
         Ok(DirDestination {
             dir: dir.to_path_buf(),
+            created,
         })
     }
 }
@@ -191,6 +195,12 @@ impl ImageDestination for DirDestination {
             &self.dir.join(format!("{}.manifest.json", digest.hex())),
             bytes,
         )
+    }
+
+    async fn abort(&self) {
+        if self.created {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 
     async fn commit(&self, bytes: &[u8], _media_type: &str, _digest: &Digest) -> Result<()> {

@@ -35,8 +35,9 @@ pub trait ImageSource: Send + Sync {
     /// Returns the bytes as stored and their media type.
     async fn manifest(&self, instance: Option<&Descriptor>) -> Result<(Vec<u8>, String)>;
 
-    /// Writes the blob's bytes into `sink`. Local sources do not verify (the destination
-    /// does); remote ones verify as they go.
+    /// Writes the blob's bytes into `sink`. Sources do not check the digest: every caller
+    /// hashes what it receives (content-store ingests, verified files, registries on upload,
+    /// config reads), so that each byte is hashed once.
     async fn fetch_blob(&self, desc: &Descriptor, sink: &mut (dyn Write + Send)) -> Result<u64>;
 
     /// A file holding the blob, for sources that keep blobs as files.
@@ -78,6 +79,10 @@ pub trait ImageDestination: Send + Sync {
     /// Stores the top-level manifest and makes the image visible (tag, index entry,
     /// archive file). Nothing is visible before this.
     async fn commit(&self, bytes: &[u8], media_type: &str, digest: &Digest) -> Result<()>;
+
+    /// Called when a copy fails: remove whatever the destination created, so that nothing
+    /// half-written is left (blobs already in a shared store stay; they are whole).
+    async fn abort(&self) {}
 
     /// Whether the destination can hold an index (or only one image).
     fn accepts_index(&self) -> bool {

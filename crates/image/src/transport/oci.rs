@@ -67,14 +67,19 @@ pub struct LayoutDestination {
     layout: Layout,
     name: Option<String>,
     describe: String,
+    /// This destination made the directory (and removes it if the copy fails).
+    created: bool,
     _lock: LockGuard,
 }
 
 impl LayoutDestination {
     pub fn create(dir: &Path, name: Option<String>) -> Result<LayoutDestination> {
+        let created = !dir.exists();
         let layout = Layout::create(dir)?;
         let describe = format!("oci:{}", dir.display());
-        LayoutDestination::with(layout, name, describe)
+        let mut d = LayoutDestination::with(layout, name, describe)?;
+        d.created = created;
+        Ok(d)
     }
 
     pub(crate) fn with(
@@ -87,6 +92,7 @@ impl LayoutDestination {
             layout,
             name,
             describe,
+            created: false,
             _lock: lock,
         })
     }
@@ -118,6 +124,14 @@ impl ImageDestination for LayoutDestination {
 
     async fn put_instance(&self, bytes: &[u8], _media_type: &str, digest: &Digest) -> Result<()> {
         put_manifest_blob(self.layout.store(), bytes, digest)
+    }
+
+    async fn abort(&self) {
+        if self.created {
+            let _ = std::fs::remove_dir_all(self.layout.dir());
+        } else {
+            self.layout.store().tidy();
+        }
     }
 
     async fn commit(&self, bytes: &[u8], media_type: &str, digest: &Digest) -> Result<()> {

@@ -13,7 +13,10 @@ fluke=$PWD/target/release/fluke
 work=$(mktemp -d /tmp/fluke-demo.XXXXXX)
 reg_pid=
 cleanup() {
-  [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+  if [ -n "$reg_pid" ]; then
+    kill "$reg_pid" 2>/dev/null || true
+    wait "$reg_pid" 2>/dev/null || true   # 143: it ended by our SIGTERM
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

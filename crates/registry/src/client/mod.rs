@@ -3,17 +3,23 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use base64::Engine as _;
 use content::{Digest, Hasher};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
 use crate::auth::{parse_challenge, Challenge, Credentials};
+
+mod upload;
+mod wire;
+
 use crate::error::RegistryError;
+use wire::{
+    basic_header, bearer_header, content_type, error_detail, location, pull_scope, push_scope,
+    sniff_media_type,
+};
 
 /// Manifest media types this client asks for, most specific first.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -618,171 +624,6 @@ impl Client {
         Ok(written)
     }
 
-    /// Tries to mount `digest` from `from_repo` into `repo` (same registry).
-    /// Returns true when the registry mounted it.
-    pub async fn mount_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        from_repo: &str,
-    ) -> Result<bool, RegistryError> {
-        let what = format!("mounting blob {digest} from {from_repo} into {repo}");
-        let url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
-        let scopes = [push_scope(repo), pull_scope(from_repo)];
-        let query = [
-            ("mount", digest.to_string()),
-            ("from", from_repo.to_string()),
-        ];
-        let resp = self
-            .send(&what, &scopes, true, &|c| {
-                c.post(&url)
-                    .query(&query)
-                    .header(CONTENT_TYPE, "application/octet-stream")
-            })
-            .await?;
-        match resp.status() {
-            StatusCode::CREATED => Ok(true),
-            StatusCode::ACCEPTED => {
-                // The registry started an upload instead; cancel it.
-                if let Some(loc) = location(&resp) {
-                    let loc = self.url(&loc);
-                    let _ = self.send(&what, &scopes, false, &|c| c.delete(&loc)).await;
-                }
-                Ok(false)
-            }
-            s if s.is_client_error() => Ok(false),
-            s => Err(self.status_error(&what, s, error_detail(resp).await)),
-        }
-    }
-
-    /// Uploads the blob held in `path` (exactly `size` bytes hashing to `digest`).
-    /// With `chunk_size`, the upload is sent as PATCH chunks of that size; otherwise in
-    /// one PUT. The whole upload is retried from a new session on transient failures.
-    pub async fn upload_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        path: &Path,
-        chunk_size: Option<u64>,
-    ) -> Result<(), RegistryError> {
-        let mut delay = self.inner.opts.backoff;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.upload_once(repo, digest, size, path, chunk_size).await {
-                Err(e) if e.is_transient() && attempt < self.inner.opts.attempts => {
-                    tracing::debug!("upload of {digest}: {e}; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
-                }
-                r => return r,
-            }
-        }
-    }
-
-    async fn upload_once(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        path: &Path,
-        chunk_size: Option<u64>,
-    ) -> Result<(), RegistryError> {
-        let what = format!("uploading blob {digest} to {repo}");
-        let scopes = [push_scope(repo)];
-        let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
-        let resp = self
-            .send(&what, &scopes, true, &|c| {
-                c.post(&start).header(reqwest::header::CONTENT_LENGTH, "0")
-            })
-            .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            let s = resp.status();
-            return Err(self.status_error(&what, s, error_detail(resp).await));
-        }
-        let mut loc = location(&resp)
-            .map(|l| self.url(&l))
-            .ok_or_else(|| self.protocol(&what, "upload session has no Location"))?;
-        if let Some(chunk) = chunk_size.filter(|c| *c > 0 && *c < size) {
-            let mut offset = 0u64;
-            while offset < size {
-                let len = chunk.min(size - offset);
-                let body =
-                    file_body(path, offset, len)
-                        .await
-                        .map_err(|source| RegistryError::File {
-                            path: path.display().to_string(),
-                            source,
-                        })?;
-                let range = format!("{}-{}", offset, offset + len - 1);
-                let l = loc.clone();
-                let body = std::sync::Mutex::new(Some(body));
-                let resp = self
-                    .send(&what, &scopes, false, &|c| {
-                        let b = body
-                            .lock()
-                            .unwrap()
-                            .take()
-                            .unwrap_or_else(|| reqwest::Body::from(""));
-                        c.patch(&l)
-                            .header(CONTENT_TYPE, "application/octet-stream")
-                            .header("Content-Range", range.clone())
-                            .header(reqwest::header::CONTENT_LENGTH, len)
-                            .body(b)
-                    })
-                    .await?;
-                if resp.status() != StatusCode::ACCEPTED {
-                    let s = resp.status();
-                    return Err(self.status_error(&what, s, error_detail(resp).await));
-                }
-                if let Some(l) = location(&resp) {
-                    loc = self.url(&l);
-                }
-                offset += len;
-            }
-            let resp = self
-                .send(&what, &scopes, false, &|c| {
-                    c.put(&loc)
-                        .query(&[("digest", digest.to_string())])
-                        .header(reqwest::header::CONTENT_LENGTH, "0")
-                })
-                .await?;
-            return self.expect_created(&what, resp).await;
-        }
-        let body = file_body(path, 0, size)
-            .await
-            .map_err(|source| RegistryError::File {
-                path: path.display().to_string(),
-                source,
-            })?;
-        let body = std::sync::Mutex::new(Some(body));
-        let resp = self
-            .send(&what, &scopes, false, &|c| {
-                let b = body
-                    .lock()
-                    .unwrap()
-                    .take()
-                    .unwrap_or_else(|| reqwest::Body::from(""));
-                c.put(&loc)
-                    .query(&[("digest", digest.to_string())])
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(reqwest::header::CONTENT_LENGTH, size)
-                    .body(b)
-            })
-            .await?;
-        self.expect_created(&what, resp).await
-    }
-
-    async fn expect_created(&self, what: &str, resp: Response) -> Result<(), RegistryError> {
-        let s = resp.status();
-        if s == StatusCode::CREATED || s == StatusCode::NO_CONTENT || s == StatusCode::OK {
-            Ok(())
-        } else {
-            Err(self.status_error(what, s, error_detail(resp).await))
-        }
-    }
-
     /// Uploads a manifest under a tag or its digest. Returns the digest the registry gave.
     pub async fn put_manifest(
         &self,
@@ -849,116 +690,6 @@ impl Client {
         }
         Ok(tags)
     }
-}
-
-fn basic_header(c: &Credentials) -> HeaderValue {
-    let raw = format!("{}:{}", c.username, c.password);
-    let mut v = HeaderValue::from_str(&format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
-    v.set_sensitive(true);
-    v
-}
-
-fn bearer_header(token: &str) -> HeaderValue {
-    let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
-    v.set_sensitive(true);
-    v
-}
-
-fn pull_scope(repo: &str) -> String {
-    format!("repository:{repo}:pull")
-}
-
-fn push_scope(repo: &str) -> String {
-    format!("repository:{repo}:pull,push")
-}
-
-fn content_type(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
-        .filter(|v| !v.is_empty() && v != "application/json" && v != "text/plain")
-}
-
-/// The `mediaType` a manifest declares, for registries that serve a generic content type.
-fn sniff_media_type(bytes: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Probe {
-        media_type: Option<String>,
-        manifests: Option<serde_json::Value>,
-        layers: Option<serde_json::Value>,
-    }
-    let p: Probe = serde_json::from_slice(bytes).ok()?;
-    p.media_type.or_else(|| {
-        if p.manifests.is_some() {
-            Some("application/vnd.oci.image.index.v1+json".into())
-        } else if p.layers.is_some() {
-            Some("application/vnd.oci.image.manifest.v1+json".into())
-        } else {
-            None
-        }
-    })
-}
-
-fn location(resp: &Response) -> Option<String> {
-    resp.headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// The registry's error message (`{"errors":[{"code","message"}]}`), shortened.
-async fn error_detail(resp: Response) -> String {
-    let Ok(body) = resp.bytes().await else {
-        return String::new();
-    };
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<ErrorItem>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ErrorItem {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    if let Ok(e) = serde_json::from_slice::<Errors>(&body) {
-        return e
-            .errors
-            .iter()
-            .map(|i| {
-                format!(
-                    "{}{}",
-                    i.code.as_deref().unwrap_or(""),
-                    i.message
-                        .as_deref()
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-    }
-    String::from_utf8_lossy(&body)
-        .chars()
-        .take(200)
-        .collect::<String>()
-        .trim()
-        .to_string()
-}
-
-/// A request body streaming `len` bytes of `path` from `offset`.
-async fn file_body(path: &Path, offset: u64, len: u64) -> std::io::Result<reqwest::Body> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut f = tokio::fs::File::open(path).await?;
-    f.seek(std::io::SeekFrom::Start(offset)).await?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024);
-    Ok(reqwest::Body::wrap_stream(stream))
 }
 
 #[cfg(test)]

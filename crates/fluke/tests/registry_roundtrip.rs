@@ -517,3 +517,47 @@ fn add_oci_index(layout: &Path, name: &str, tags: &[(&str, &str)]) {
         }));
     fs::write(&index_path, serde_json::to_vec(&top).unwrap()).unwrap();
 }
+
+#[test]
+fn zstd_layers_push_pull_and_unpack() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let tree = t.join("tricky");
+    testkit::tricky_rootfs(&tree);
+    let a = t.join("a");
+    let digest = import(&a, &tree, "z/std:1", &["--zstd"]);
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(fluke(&a, &["image", "inspect", "z/std:1"]))).unwrap();
+    assert_eq!(
+        info["LayersData"][0]["MIMEType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let remote = format!("docker://{}/z/std:1", reg.addr());
+    ok(fluke(&a, &["image", "push", "z/std:1", &remote]));
+    // skopeo moves it unchanged.
+    let layout = t.join("sk");
+    ok(skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:z", layout.display()),
+    ]));
+    assert_eq!(
+        skopeo_digest(&format!("oci:{}:z", layout.display())),
+        digest
+    );
+    let b = t.join("b");
+    ok(fluke(&b, &["image", "pull", &remote]));
+    let out = t.join("out");
+    ok(fluke(
+        &b,
+        &[
+            "image",
+            "unpack",
+            &format!("{}/z/std:1", reg.addr()),
+            out.to_str().unwrap(),
+        ],
+    ));
+    testkit::assert_same_dirs(&tree, &out);
+}

@@ -1,0 +1,1 @@
+//! BPF program loading and cgroup attachment (the cgroup v2 device controller).

@@ -4,7 +4,7 @@
 set -euo pipefail
 case "${1:-test}" in
   demo) pkgs=(docker-registry busybox-static curl) ;;
-  test) pkgs=(docker-registry busybox-static curl skopeo umoci podman apache2-utils openssl jq uidmap) ;;
+  test) pkgs=(docker-registry busybox-static curl skopeo umoci podman apache2-utils openssl jq uidmap iproute2) ;;
   *) echo "usage: $0 [demo|test]" >&2; exit 2 ;;
 esac
 missing=()

@@ -167,6 +167,8 @@ async fn copy_one(
             blobs.push((kind, d.clone()));
         }
     }
+    // Largest first: the longest transfer starts at once instead of last.
+    blobs.sort_by_key(|(_, d)| std::cmp::Reverse(d.size));
     let limit = Arc::new(Semaphore::new(opts.parallel.max(1)));
     let mut tasks = JoinSet::new();
     for (kind, desc) in blobs {

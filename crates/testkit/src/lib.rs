@@ -1,15 +1,21 @@
 //! Fixtures for fluke's integration tests (a dev-dependency only): a real local registry with
 //! anonymous, basic or Bearer-token auth; peer tools (skopeo, umoci, busybox) found and run
-//! loudly; awkward root filesystems; a comparable digest of directory trees. Failures panic.
+//! loudly; awkward root filesystems; a comparable digest of directory trees; a fault-injecting
+//! proxy in front of a registry; a TLS (or plain) registry on a non-loopback address in a
+//! network namespace of its own. Failures panic.
 
 #![forbid(unsafe_code)]
 
+mod fault;
+mod netns;
 mod registry;
 mod rootfs;
 mod token;
 mod tools;
 mod tree;
 
+pub use fault::{Fault, FaultProxy, Rule, Seen};
+pub use netns::NetnsRegistry;
 pub use registry::{Registry, TOKEN_SERVICE};
 pub use rootfs::{
     busybox_rootfs, long_name, pseudo_random, skopeo_copy, skopeo_copy_with, skopeo_inspect,

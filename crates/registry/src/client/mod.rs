@@ -172,6 +172,31 @@ impl Client {
         self.inner.base.lock().unwrap().clone()
     }
 
+    /// Points a URL built from the base before the probe switched it to plain HTTP (every
+    /// API call builds its URL before `send` probes) at the base the probe settled on.
+    fn rebase(&self, url: &mut reqwest::Url) {
+        if url.scheme() != "https" {
+            return;
+        }
+        let base = self.base();
+        let Some(authority) = base.strip_prefix("http://") else {
+            return;
+        };
+        let (Ok(stale), Ok(plain)) = (
+            reqwest::Url::parse(&format!("https://{authority}")),
+            reqwest::Url::parse(&base),
+        ) else {
+            return;
+        };
+        if url.host_str() == stale.host_str()
+            && url.port_or_known_default() == stale.port_or_known_default()
+        {
+            // As the probe's fallback did: same host and port text, scheme http.
+            let _ = url.set_scheme("http");
+            let _ = url.set_port(plain.port());
+        }
+    }
+
     fn transport(&self, what: &str) -> impl FnOnce(reqwest::Error) -> RegistryError + '_ {
         let what = what.to_string();
         move |source| RegistryError::Transport {
@@ -360,12 +385,31 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let auth = self.authorization(scopes, false).await?;
+            let auth = match self.authorization(scopes, false).await {
+                Ok(auth) => auth,
+                // The `/v2/` probe or a token request failed: transient failures there
+                // (a registry answering 503 while it starts, a dropped connection) are
+                // retried like the request's own.
+                Err(err) if retry && attempt < attempts && err.is_transient() => {
+                    tracing::debug!("{what}: {err}; attempt {attempt} of {attempts}");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             let mut req = build(&self.inner.http);
             if let Some(h) = auth.clone() {
                 req = req.header(AUTHORIZATION, h);
             }
-            let result = req.send().await.map_err(self.transport(what));
+            let result = match req.build() {
+                Ok(mut request) => {
+                    self.rebase(request.url_mut());
+                    self.inner.http.execute(request).await
+                }
+                Err(e) => Err(e),
+            }
+            .map_err(self.transport(what));
             let err = match result {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                     if auth.is_some() && !refreshed {
@@ -511,7 +555,15 @@ impl Client {
         let scopes = [pull_scope(repo)];
         let resp = self.send(&what, &scopes, true, &|c| c.head(&url)).await?;
         match resp.status() {
-            s if s.is_success() => Ok(Some(resp.content_length().unwrap_or(0))),
+            // Not `resp.content_length()`: for a HEAD response that is the length of the
+            // (empty) body, always 0, not the blob's size the header announces.
+            s if s.is_success() => Ok(Some(
+                resp.headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0),
+            )),
             StatusCode::NOT_FOUND => Ok(None),
             s => Err(self.status_error(&what, s, String::new())),
         }

@@ -138,7 +138,13 @@ impl Client {
         } else {
             "https"
         };
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if scheme == "http" {
+            // Plain HTTP to a loopback registry: skip loading the system's trust store
+            // (about 140 certificates read and parsed at every start).
+            builder = builder.tls_certs_only(std::iter::empty());
+        }
+        let http = builder
             .user_agent(concat!("fluke/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(!opts.tls_verify)
             .connect_timeout(Duration::from_secs(30))

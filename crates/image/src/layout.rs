@@ -56,34 +56,52 @@ impl Layout {
     }
 
     /// Opens a layout, creating an empty one when the directory is absent or empty.
+    /// Creation survives being killed at any point: a new directory is built beside its
+    /// final name and renamed into place, an existing empty one gets `oci-layout` last,
+    /// and a directory holding only the parts of a layout is an unfinished creation that
+    /// is completed.
     pub fn create(dir: &Path) -> Result<Layout> {
         if dir.join(LAYOUT_FILE).exists() {
+            let layout = Layout::open(dir)?;
+            if !dir.join("index.json").exists() {
+                write_atomic(&dir.join("index.json"), &to_json(&empty_index()))?;
+            }
+            return Ok(layout);
+        }
+        if !dir.exists() {
+            let parent = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            fs::create_dir_all(parent).map_err(ImageError::io(parent))?;
+            let tmp = tempfile::Builder::new()
+                .prefix(".tmp-layout-")
+                .tempdir_in(parent)
+                .map_err(ImageError::io(parent))?;
+            populate(tmp.path())?;
+            let tmp_path = tmp.keep();
+            if let Err(e) = fs::rename(&tmp_path, dir) {
+                let _ = fs::remove_dir_all(&tmp_path);
+                if !dir.join(LAYOUT_FILE).exists() {
+                    return Err(ImageError::io(dir)(e));
+                }
+            }
             return Layout::open(dir);
         }
-        fs::create_dir_all(dir).map_err(ImageError::io(dir))?;
-        if fs::read_dir(dir)
-            .map_err(ImageError::io(dir))?
-            .next()
-            .is_some()
-        {
-            return Err(ImageError::invalid(
-                dir.display(),
-                "directory is not empty and not an OCI image layout",
-            ));
-        }
-        let store = Store::open(dir)?;
-        write_atomic(&dir.join(LAYOUT_FILE), LAYOUT_JSON)?;
-        let empty = Index {
-            schema_version: 2,
-            media_type: Some(OCI_INDEX.to_string()),
-            manifests: Vec::new(),
-            annotations: None,
+        let ours = |name: &str| {
+            matches!(name, "index.json" | "blobs" | "ingest") || name.starts_with(".tmp-")
         };
-        write_atomic(&dir.join("index.json"), &to_json(&empty))?;
-        Ok(Layout {
-            dir: dir.to_path_buf(),
-            store,
-        })
+        for e in fs::read_dir(dir).map_err(ImageError::io(dir))? {
+            let e = e.map_err(ImageError::io(dir))?;
+            if !ours(&e.file_name().to_string_lossy()) {
+                return Err(ImageError::invalid(
+                    dir.display(),
+                    "directory is not empty and not an OCI image layout",
+                ));
+            }
+        }
+        populate(dir)?;
+        Layout::open(dir)
     }
 
     pub fn dir(&self) -> &Path {
@@ -192,6 +210,24 @@ impl Layout {
         }
         Ok(())
     }
+}
+
+fn empty_index() -> Index {
+    Index {
+        schema_version: 2,
+        media_type: Some(OCI_INDEX.to_string()),
+        manifests: Vec::new(),
+        annotations: None,
+    }
+}
+
+/// Fills `dir` with an empty layout; `oci-layout`, the marker, comes last.
+fn populate(dir: &Path) -> Result<()> {
+    Store::open(dir)?;
+    if !dir.join("index.json").exists() {
+        write_atomic(&dir.join("index.json"), &to_json(&empty_index()))?;
+    }
+    write_atomic(&dir.join(LAYOUT_FILE), LAYOUT_JSON)
 }
 
 /// Writes a file through a temporary name and a rename, so readers see old or new.

@@ -1,0 +1,373 @@
+//! The lifecycle as the runtime's caller sees it: create, start, state, kill, delete, run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::process::{Pid, Signal, WaitOptions};
+
+use crate::channel::{self, Msg};
+use crate::error::{Result, RuntimeError};
+use crate::hooks;
+use crate::init::{self, InitArgs};
+use crate::spec::{validate_id, Bundle};
+use crate::state::{self, State, StateRoot, Status};
+
+/// Options of `create` (and `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Move the rootfs and chroot instead of pivot_root (for ramdisk roots).
+    pub no_pivot: bool,
+    /// Write the container's pid here.
+    pub pid_file: Option<PathBuf>,
+    /// Descriptors 3 .. 3+N of the caller are passed to the container.
+    pub preserve_fds: u32,
+}
+
+/// A runtime over one state root (`--root`). Not thread-safe by design: create forks,
+/// and the calling process must be single-threaded when it does.
+pub struct Runtime {
+    root: StateRoot,
+}
+
+/// Removes a half-created container's state directory unless disarmed.
+struct Cleanup<'a> {
+    dir: &'a Path,
+    pid: Option<i32>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Some(pid) = self.pid.and_then(Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+            let _ = state::remove_dir(self.dir);
+        }
+    }
+}
+
+fn signal_of(n: i32) -> Result<Signal> {
+    Signal::from_named_raw(n)
+        .ok_or_else(|| RuntimeError::Unsupported(format!("invalid signal {n}")))
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Runtime {
+        Runtime {
+            root: StateRoot::new(root),
+        }
+    }
+
+    pub fn state_root(&self) -> &StateRoot {
+        &self.root
+    }
+
+    /// Creates the container `id` from the bundle at `bundle_dir`: its namespaces and
+    /// rootfs are ready and its process waits for [`Runtime::start`]. On failure nothing
+    /// is left: no state directory, no process.
+    pub fn create(&self, id: &str, bundle_dir: &Path, opts: &CreateOptions) -> Result<State> {
+        validate_id(id)?;
+        let bundle = Bundle::load(bundle_dir)?;
+        let spec = &bundle.spec;
+        let process = spec.process().as_ref().expect("checked at load");
+        if process.terminal().unwrap_or(false) {
+            return Err(RuntimeError::Unsupported(
+                "process.terminal: true is not supported yet (use a container without a terminal)"
+                    .into(),
+            ));
+        }
+        let userns_new = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|n| {
+                n.iter().any(|ns| {
+                    ns.typ() == oci_spec::runtime::LinuxNamespaceType::User && ns.path().is_none()
+                })
+            });
+        if userns_new {
+            return Err(RuntimeError::Unsupported(
+                "linux.namespaces: creating a user namespace is not supported yet".into(),
+            ));
+        }
+        let dir = self.root.create_container_dir(id)?;
+        let mut cleanup = Cleanup {
+            dir: &dir,
+            pid: None,
+            armed: true,
+        };
+        let dir_fd = rustix::fs::open(
+            &dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::io(dir.display().to_string())(e.into()))?;
+        rustix::fs::mknodat(
+            &dir_fd,
+            state::EXEC_FIFO,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .map_err(|e| RuntimeError::io("creating the exec FIFO")(e.into()))?;
+        // Writable by the container's user, whoever it is (the FIFO only carries a byte).
+        rustix::fs::chmodat(
+            &dir_fd,
+            state::EXEC_FIFO,
+            Mode::from_raw_mode(0o622),
+            rustix::fs::AtFlags::empty(),
+        )
+        .map_err(|e| RuntimeError::io("creating the exec FIFO")(e.into()))?;
+
+        let (mut from_child, to_parent) = channel::pipe()?;
+        let (from_parent, mut to_child) = channel::pipe()?;
+        let child = sys::process::fork_single_threaded()
+            .map_err(|e| RuntimeError::io("forking the container's first process")(e))?;
+        let intermediate = match child {
+            sys::process::Fork::Child => {
+                drop(from_child);
+                drop(to_child);
+                init::intermediate(InitArgs {
+                    bundle: &bundle,
+                    state_dir: dir.clone(),
+                    no_pivot: opts.no_pivot,
+                    preserve_fds: opts.preserve_fds,
+                    to_parent,
+                    from_parent,
+                })
+            }
+            sys::process::Fork::Parent(pid) => pid,
+        };
+        drop(to_parent);
+        drop(from_parent);
+        let reap = || {
+            if let Some(p) = Pid::from_raw(intermediate) {
+                let _ = rustix::process::waitpid(Some(p), WaitOptions::empty());
+            }
+        };
+        to_child.send(&Msg::Go)?;
+        let pid = match from_child.recv()? {
+            Some(Msg::Pid(p)) => p,
+            Some(Msg::Error(e)) => {
+                reap();
+                return Err(RuntimeError::Init(e));
+            }
+            _ => {
+                reap();
+                return Err(RuntimeError::Init(
+                    "the container's first process exited during setup".into(),
+                ));
+            }
+        };
+        cleanup.pid = Some(pid);
+        reap();
+        let mut st = State {
+            oci_version: spec.version().clone(),
+            id: id.to_string(),
+            status: Status::Creating,
+            pid,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: state::now_rfc3339(),
+            owner: String::new(),
+            annotations: spec.annotations().clone(),
+            start_time: state::process_start_time(pid).unwrap_or(0),
+            cgroup_path: String::new(),
+        };
+        to_child.send(&Msg::State(hook_state_json(&st)))?;
+        match from_child.recv()? {
+            Some(Msg::Ready) => {}
+            Some(Msg::Error(e)) => return Err(RuntimeError::Init(e)),
+            _ => {
+                return Err(RuntimeError::Init(
+                    "the container init exited during setup".into(),
+                ))
+            }
+        }
+        st.status = Status::Created;
+        let hooks = spec.hooks().as_ref();
+        let json = hook_state_json(&st);
+        hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &json)?;
+        hooks::run_all(
+            "createRuntime",
+            hooks.and_then(|h| h.create_runtime().as_ref()),
+            &json,
+        )?;
+        self.root.save(&st)?;
+        if let Some(pf) = &opts.pid_file {
+            write_pid_file(pf, pid)?;
+        }
+        cleanup.armed = false;
+        Ok(st)
+    }
+
+    /// Lets a created container's process run its program.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let st = self.root.load(id)?;
+        if st.status != Status::Created {
+            return Err(wrong(&st, "start", "created"));
+        }
+        let dir = self.root.container_dir(id);
+        let fifo = dir.join(state::EXEC_FIFO);
+        let f = rustix::fs::open(
+            &fifo,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::io(fifo.display().to_string())(e.into()))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut byte = [0u8; 1];
+        loop {
+            match rustix::io::read(&f, &mut byte) {
+                Ok(1) => break,
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
+                Err(e) => return Err(RuntimeError::io("reading the exec FIFO")(e.into())),
+            }
+            if state::process_start_time(st.pid) != Some(st.start_time) || Instant::now() > deadline
+            {
+                return Err(RuntimeError::Init(format!(
+                    "container {id:?}: its process exited before it could start"
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let _ = std::fs::remove_file(&fifo);
+        drop(f);
+        let bundle = Bundle::load(&st.bundle)?;
+        let mut running = st.clone();
+        running.status = Status::Running;
+        // Poststart hook failures are reported but do not stop the container (as runc).
+        hooks::run_all(
+            "poststart",
+            bundle
+                .spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.poststart().as_ref()),
+            &hook_state_json(&running),
+        )
+    }
+
+    pub fn state(&self, id: &str) -> Result<State> {
+        self.root.load(id)
+    }
+
+    pub fn list(&self) -> Result<Vec<State>> {
+        self.root.list()
+    }
+
+    /// Sends `signal` to the container's process.
+    pub fn kill(&self, id: &str, signal: i32) -> Result<()> {
+        let st = self.root.load(id)?;
+        if !matches!(
+            st.status,
+            Status::Created | Status::Running | Status::Paused
+        ) {
+            return Err(wrong(&st, "kill", "created, running or paused"));
+        }
+        let pid = Pid::from_raw(st.pid).ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        rustix::process::kill_process(pid, signal_of(signal)?)
+            .map_err(|e| RuntimeError::io(format!("signalling container {id:?}"))(e.into()))
+    }
+
+    /// Removes a stopped container (with `force`, kills it first).
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let st = self.root.load(id)?;
+        if st.status != Status::Stopped {
+            if !force {
+                return Err(wrong(&st, "delete", "stopped (or --force)"));
+            }
+            if let Some(pid) = Pid::from_raw(st.pid) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.root.status_of(&st) != Status::Stopped && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let mut stopped = st.clone();
+        stopped.status = Status::Stopped;
+        if let Ok(bundle) = Bundle::load(&st.bundle) {
+            // Poststop failures are logged by the caller's error, after cleanup.
+            let r = hooks::run_all(
+                "poststop",
+                bundle
+                    .spec
+                    .hooks()
+                    .as_ref()
+                    .and_then(|h| h.poststop().as_ref()),
+                &hook_state_json(&stopped),
+            );
+            state::remove_dir(&self.root.container_dir(id))?;
+            return r;
+        }
+        state::remove_dir(&self.root.container_dir(id))
+    }
+
+    /// create + start, then (unless `detach`) wait for the program and delete the
+    /// container; returns its exit code (128 + signal when killed).
+    pub fn run(&self, id: &str, bundle: &Path, opts: &CreateOptions, detach: bool) -> Result<i32> {
+        if !detach {
+            // The container init is orphaned when the first child exits: become its
+            // reaper so that its exit status comes back here.
+            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+                .map_err(|e| RuntimeError::io("becoming a subreaper")(e.into()))?;
+        }
+        let st = self.create(id, bundle, opts)?;
+        if let Err(e) = self.start(id) {
+            let _ = self.delete(id, true);
+            return Err(e);
+        }
+        if detach {
+            return Ok(0);
+        }
+        let pid = Pid::from_raw(st.pid).expect("a created container has a pid");
+        let code = loop {
+            match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
+                Ok(Some((_, status))) => {
+                    if let Some(c) = status.exit_status() {
+                        break c;
+                    }
+                    if let Some(s) = status.terminating_signal() {
+                        break 128 + s;
+                    }
+                }
+                Ok(None) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(RuntimeError::io("waiting for the container")(e.into())),
+            }
+        };
+        self.delete(id, true)?;
+        Ok(code)
+    }
+}
+
+fn wrong(st: &State, action: &str, needed: &str) -> RuntimeError {
+    RuntimeError::WrongState {
+        id: st.id.clone(),
+        status: st.status.to_string(),
+        action: action.into(),
+        needed: needed.into(),
+    }
+}
+
+/// The state as hooks receive it (the OCI state, without fluke's extra fields).
+fn hook_state_json(st: &State) -> String {
+    serde_json::json!({
+        "ociVersion": st.oci_version,
+        "id": st.id,
+        "status": st.status.to_string(),
+        "pid": st.pid,
+        "bundle": st.bundle,
+        "annotations": st.annotations.clone().unwrap_or_default(),
+    })
+    .to_string()
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("tmp-fluke");
+    std::fs::write(&tmp, pid.to_string()).map_err(RuntimeError::io(tmp.display().to_string()))?;
+    std::fs::rename(&tmp, path).map_err(RuntimeError::io(path.display().to_string()))
+}

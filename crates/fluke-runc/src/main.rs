@@ -93,6 +93,17 @@ enum Command {
         #[arg(long, short)]
         all: bool,
     },
+    /// Freeze every process of a container
+    Pause { container_id: String },
+    /// Thaw a paused container
+    Resume { container_id: String },
+    /// List a container's processes
+    Ps {
+        container_id: String,
+        /// table or json
+        #[arg(long, short, default_value = "table")]
+        format: String,
+    },
     /// Remove a container
     Delete {
         container_id: String,
@@ -214,13 +225,24 @@ fn run(cli: &Cli) -> Result<u8, RuntimeError> {
             signal,
             all,
         } => {
-            if *all {
-                return Err(RuntimeError::Unsupported(
-                    "kill --all: needs cgroups (not yet)".into(),
-                ));
-            }
             let sig = parse_signal(signal.as_deref().unwrap_or("SIGTERM"))?;
-            rt.kill(container_id, sig)?;
+            rt.kill(container_id, sig, *all)?;
+        }
+        Command::Pause { container_id } => rt.pause(container_id)?,
+        Command::Resume { container_id } => rt.resume(container_id)?,
+        Command::Ps {
+            container_id,
+            format,
+        } => {
+            let pids = rt.pids(container_id)?;
+            if format == "json" {
+                println!("{}", serde_json::to_string(&pids).expect("json"));
+            } else {
+                println!("PID");
+                for p in pids {
+                    println!("{p}");
+                }
+            }
         }
         Command::Delete {
             container_id,

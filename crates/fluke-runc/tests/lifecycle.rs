@@ -339,3 +339,126 @@ fn bad_bundles_get_one_line_and_leave_nothing() {
     ));
     assert!(err.contains("invalid container id"), "{err}");
 }
+
+fn status(e: &Env, id: &str) -> String {
+    let st: serde_json::Value = serde_json::from_str(&ok(runc(e, &["state", id]))).unwrap();
+    st["status"].as_str().unwrap().to_string()
+}
+
+fn wait_status(e: &Env, id: &str, want: &str) {
+    for _ in 0..500 {
+        if status(e, id) == want {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{id} never became {want} (is {})", status(e, id));
+}
+
+#[test]
+fn cgroup_limits_pause_resume_kill_all_and_cleanup() {
+    let cg = format!("/fluke-test/lifecycle-{}", std::process::id());
+    let e = bundle(|v| {
+        args(v, "sleep 60 & sleep 60");
+        v["linux"]["cgroupsPath"] = cg.clone().into();
+        v["linux"]["resources"]["memory"] = serde_json::json!({"limit": 67108864});
+        v["linux"]["resources"]["pids"] = serde_json::json!({"limit": 32});
+    });
+    let b = e.bundle.to_str().unwrap().to_string();
+    detached(&e, &["run", "-d", "--bundle", &b, "cg"]).unwrap();
+    let mem = Path::new("/sys/fs/cgroup/memory").join(cg.trim_start_matches('/'));
+    let pids = Path::new("/sys/fs/cgroup/pids").join(cg.trim_start_matches('/'));
+    if mem.exists() {
+        assert_eq!(
+            fs::read_to_string(mem.join("memory.limit_in_bytes"))
+                .unwrap()
+                .trim(),
+            "67108864"
+        );
+    }
+    if pids.exists() {
+        assert_eq!(
+            fs::read_to_string(pids.join("pids.max")).unwrap().trim(),
+            "32"
+        );
+    }
+    // Two sleeps (the shell execs the last command itself).
+    for _ in 0..100 {
+        if ok(runc(&e, &["ps", "--format", "json", "cg"]))
+            .matches(',')
+            .count()
+            >= 1
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let listed: Vec<u32> =
+        serde_json::from_str(&ok(runc(&e, &["ps", "--format", "json", "cg"]))).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    ok(runc(&e, &["pause", "cg"]));
+    assert_eq!(status(&e, "cg"), "paused");
+    let err = fails(runc(&e, &["pause", "cg"]));
+    assert!(err.contains("is paused"), "{err}");
+    ok(runc(&e, &["resume", "cg"]));
+    assert_eq!(status(&e, "cg"), "running");
+    ok(runc(&e, &["kill", "--all", "cg", "9"]));
+    wait_status(&e, "cg", "stopped");
+    for p in &listed {
+        let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "process {p} survived kill --all: {stat}"
+        );
+    }
+    ok(runc(&e, &["delete", "cg"]));
+    for dir in [&mem, &pids] {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    assert!(leftovers(&e).is_empty());
+}
+
+#[test]
+fn seccomp_profiles_are_enforced_with_and_without_no_new_privileges() {
+    for nnp in [true, false] {
+        let e = bundle(|v| {
+            args(v, "mkdir /tmp/x 2>&1; echo rc=$?; echo alive");
+            v["process"]["noNewPrivileges"] = nnp.into();
+            v["linux"]["seccomp"] = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+            });
+            v["mounts"].as_array_mut().unwrap().push(
+                serde_json::json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}),
+            );
+        });
+        let o = run(&e, &format!("sc-{nnp}"));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            stdout.contains("Operation not permitted"),
+            "nnp={nnp}: {stdout}"
+        );
+        assert!(stdout.contains("rc=1"), "nnp={nnp}: {stdout}");
+        assert!(stdout.contains("alive"), "{stdout}");
+    }
+    // A profile with a bad field is refused at create, naming it.
+    let e = bundle(|v| {
+        args(v, "true");
+        v["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]}],
+        });
+    });
+    let err = fails(runc(
+        &e,
+        &["create", "--bundle", e.bundle.to_str().unwrap(), "badsc"],
+    ));
+    assert!(err.contains("linux.seccomp"), "{err}");
+    assert!(leftovers(&e).is_empty());
+}

@@ -30,10 +30,11 @@ pub struct Runtime {
     root: StateRoot,
 }
 
-/// Removes a half-created container's state directory unless disarmed.
+/// Removes a half-created container (process, cgroup, state directory) unless disarmed.
 struct Cleanup<'a> {
     dir: &'a Path,
     pid: Option<i32>,
+    cgroup: Option<cgroups::Manager>,
     armed: bool,
 }
 
@@ -42,6 +43,10 @@ impl Drop for Cleanup<'_> {
         if self.armed {
             if let Some(pid) = self.pid.and_then(Pid::from_raw) {
                 let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+            if let Some(cg) = &self.cgroup {
+                let _ = cg.kill_all(Signal::KILL);
+                let _ = cg.delete();
             }
             let _ = state::remove_dir(self.dir);
         }
@@ -92,12 +97,30 @@ impl Runtime {
                 "linux.namespaces: creating a user namespace is not supported yet".into(),
             ));
         }
+        let mut cg = crate::cgroup::manager(spec, id)?;
+        let cgroup_path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .unwrap_or_else(|| cgroups::path::default_path(id));
         let dir = self.root.create_container_dir(id)?;
         let mut cleanup = Cleanup {
             dir: &dir,
             pid: None,
+            cgroup: None,
             armed: true,
         };
+        if cg.exists() {
+            return Err(RuntimeError::Unsupported(format!(
+                "linux.cgroupsPath: {} is already in use",
+                cgroup_path.display()
+            )));
+        }
+        cg.create()?;
+        let cgroup_depth = cg.created_depth();
+        cleanup.cgroup = Some(cg);
+        let cg = cleanup.cgroup.as_ref().expect("just set");
+        cg.apply(&crate::cgroup::resources_with_defaults(spec))?;
         let dir_fd = rustix::fs::open(
             &dir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -147,6 +170,14 @@ impl Runtime {
                 let _ = rustix::process::waitpid(Some(p), WaitOptions::empty());
             }
         };
+        if let Err(e) = cg.add_process(intermediate as u32) {
+            let _ = rustix::process::kill_process(
+                Pid::from_raw(intermediate).expect("a child"),
+                Signal::KILL,
+            );
+            reap();
+            return Err(e.into());
+        }
         to_child.send(&Msg::Go)?;
         let pid = match from_child.recv()? {
             Some(Msg::Pid(p)) => p,
@@ -174,7 +205,8 @@ impl Runtime {
             owner: String::new(),
             annotations: spec.annotations().clone(),
             start_time: state::process_start_time(pid).unwrap_or(0),
-            cgroup_path: String::new(),
+            cgroup_path: cgroup_path.to_string_lossy().into_owned(),
+            cgroup_depth,
         };
         to_child.send(&Msg::State(hook_state_json(&st)))?;
         match from_child.recv()? {
@@ -258,9 +290,16 @@ impl Runtime {
         self.root.list()
     }
 
-    /// Sends `signal` to the container's process.
-    pub fn kill(&self, id: &str, signal: i32) -> Result<()> {
+    /// Sends `signal` to the container's process (with `all`, to every process in its
+    /// cgroup).
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         let st = self.root.load(id)?;
+        if all {
+            if let Some(cg) = crate::cgroup::from_state(&st.cgroup_path, st.cgroup_depth) {
+                cg.kill_all(signal_of(signal)?)?;
+                return Ok(());
+            }
+        }
         if !matches!(
             st.status,
             Status::Created | Status::Running | Status::Paused
@@ -272,12 +311,50 @@ impl Runtime {
             .map_err(|e| RuntimeError::io(format!("signalling container {id:?}"))(e.into()))
     }
 
-    /// Removes a stopped container (with `force`, kills it first).
+    /// Freezes every process of a running container.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let st = self.root.load(id)?;
+        if st.status != Status::Running {
+            return Err(wrong(&st, "pause", "running"));
+        }
+        self.cgroup_of(&st)?.freeze()?;
+        Ok(())
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let st = self.root.load(id)?;
+        if st.status != Status::Paused {
+            return Err(wrong(&st, "resume", "paused"));
+        }
+        self.cgroup_of(&st)?.thaw()?;
+        Ok(())
+    }
+
+    /// The pids (host namespace) of every process in the container.
+    pub fn pids(&self, id: &str) -> Result<Vec<u32>> {
+        let st = self.root.load(id)?;
+        Ok(self.cgroup_of(&st)?.pids()?)
+    }
+
+    fn cgroup_of(&self, st: &State) -> Result<cgroups::Manager> {
+        crate::cgroup::from_state(&st.cgroup_path, st.cgroup_depth).ok_or_else(|| {
+            RuntimeError::Unsupported(format!("container {:?} has no cgroup", st.id))
+        })
+    }
+
+    /// Removes a stopped container (with `force`, kills it first), its cgroup included.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let st = self.root.load(id)?;
+        let cg = crate::cgroup::from_state(&st.cgroup_path, st.cgroup_depth);
         if st.status != Status::Stopped {
             if !force {
                 return Err(wrong(&st, "delete", "stopped (or --force)"));
+            }
+            if let Some(cg) = &cg {
+                // A frozen cgroup's processes die only once thawed.
+                let _ = cg.thaw();
+                let _ = cg.kill_all(Signal::KILL);
             }
             if let Some(pid) = Pid::from_raw(st.pid) {
                 let _ = rustix::process::kill_process(pid, Signal::KILL);
@@ -286,6 +363,11 @@ impl Runtime {
             while self.root.status_of(&st) != Status::Stopped && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
+        }
+        if let Some(cg) = &cg {
+            // Leftover processes (forked by the program) go with the container.
+            let _ = cg.kill_all(Signal::KILL);
+            cg.delete()?;
         }
         let mut stopped = st.clone();
         stopped.status = Status::Stopped;

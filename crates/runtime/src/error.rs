@@ -30,6 +30,8 @@ pub enum RuntimeError {
     Init(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Cgroup(#[from] cgroups::Error),
 }
 
 impl RuntimeError {

@@ -151,6 +151,22 @@ fn setup_and_exec(a: &mut InitArgs<'_>) -> Result<Infallible> {
         }
     }
     rootfs::sysctl(spec)?;
+    // Compiled now, so that a bad profile is reported by `create`.
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(
+            seccomp::compile(profile)
+                .map_err(|e| RuntimeError::Init(format!("linux.seccomp: {e}")))?,
+        ),
+        None => None,
+    };
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while the
+        // process still has it (runc's order too).
+        if let Some(f) = &filter {
+            install_filter(f, spec, &state_json)?;
+        }
+    }
     let program = prepare_process(spec, process)?;
     a.to_parent.send(&Msg::Ready)?;
 
@@ -175,6 +191,12 @@ fn setup_and_exec(a: &mut InitArgs<'_>) -> Result<Infallible> {
         &state_json,
     )?;
     close_other_fds(3 + a.preserve_fds as i32)?;
+    if nnp {
+        // As close to the exec as possible: the filter then governs the program only.
+        if let Some(f) = &filter {
+            install_filter(f, spec, &state_json)?;
+        }
+    }
     let args = process.args().as_ref().expect("checked at load");
     let err = std::process::Command::new(&program)
         .arg0(&args[0])
@@ -183,6 +205,29 @@ fn setup_and_exec(a: &mut InitArgs<'_>) -> Result<Infallible> {
         .envs(env_pairs(process))
         .exec();
     Err(RuntimeError::Init(format!("exec {}: {err}", args[0])))
+}
+
+fn install_filter(f: &seccomp::Filter, spec: &Spec, state_json: &str) -> Result<()> {
+    let listener = f
+        .install()
+        .map_err(|e| RuntimeError::Init(format!("linux.seccomp: installing the filter: {e}")))?;
+    if let Some(fd) = listener {
+        let path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .and_then(|s| s.listener_path().clone())
+            .ok_or_else(|| {
+                RuntimeError::Init("linux.seccomp: SCMP_ACT_NOTIFY needs listenerPath".into())
+            })?;
+        seccomp::send_listener(&path, &fd, state_json).map_err(|e| {
+            RuntimeError::Init(format!(
+                "linux.seccomp.listenerPath {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 fn env_pairs(p: &Process) -> Vec<(String, String)> {

@@ -31,6 +31,9 @@ pub struct State {
     /// The cgroup path the container was placed in (relative to each hierarchy's root).
     #[serde(default)]
     pub cgroup_path: String,
+    /// How many trailing levels of `cgroup_path` the runtime created (removed on delete).
+    #[serde(default)]
+    pub cgroup_depth: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,8 +144,10 @@ impl StateRoot {
         if is_zombie(s.pid) {
             return Status::Stopped;
         }
-        if crate::cgroup::is_frozen(&s.cgroup_path) {
-            return Status::Paused;
+        if let Some(m) = crate::cgroup::from_state(&s.cgroup_path, s.cgroup_depth) {
+            if matches!(m.state(), Ok(cgroups::FreezerState::Frozen)) {
+                return Status::Paused;
+            }
         }
         if self.container_dir(&s.id).join(EXEC_FIFO).exists() {
             Status::Created

@@ -263,7 +263,13 @@ impl Runtime {
                     "container {id:?}: its process exited before it could start"
                 )));
             }
-            std::thread::sleep(Duration::from_micros(200));
+            // Sleep until the init writes (or 10 ms pass, to look at it again).
+            let mut fds = [rustix::event::PollFd::new(&f, rustix::event::PollFlags::IN)];
+            let timeout = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 10_000_000,
+            };
+            let _ = rustix::event::poll(&mut fds, Some(&timeout));
         }
         let _ = std::fs::remove_file(&fifo);
         drop(f);

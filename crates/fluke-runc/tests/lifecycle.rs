@@ -10,6 +10,21 @@ struct Env {
     bundle: PathBuf,
 }
 
+/// Whatever a test left (it may have panicked half-way), its containers go: processes,
+/// cgroups and state, through the runtime's own force delete.
+impl Drop for Env {
+    fn drop(&mut self) {
+        for entry in fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            let _ = Command::new(env!("CARGO_BIN_EXE_fluke-runc"))
+                .arg("--root")
+                .arg(&self.root)
+                .args(["delete", "--force"])
+                .arg(entry.file_name())
+                .output();
+        }
+    }
+}
+
 fn runc(e: &Env, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fluke-runc"));
     c.arg("--root").arg(&e.root).args(args);

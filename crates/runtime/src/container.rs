@@ -117,7 +117,18 @@ impl Runtime {
             )));
         }
         cg.create()?;
-        let cgroup_depth = cg.created_depth();
+        // Under the default path, /fluke belongs to the runtime: whichever container is
+        // deleted last removes it, not only the one that happened to create it.
+        let owns_parent = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .is_none();
+        let cgroup_depth = if owns_parent {
+            cg.created_depth().max(2)
+        } else {
+            cg.created_depth()
+        };
         cleanup.cgroup = Some(cg);
         let cg = cleanup.cgroup.as_ref().expect("just set");
         cg.apply(&crate::cgroup::resources_with_defaults(spec))?;

@@ -167,7 +167,7 @@ fn setup_and_exec(a: &mut InitArgs<'_>) -> Result<Infallible> {
             install_filter(f, spec, &state_json)?;
         }
     }
-    let program = prepare_process(spec, process)?;
+    let program = prepare_process(process)?;
     a.to_parent.send(&Msg::Ready)?;
 
     // Wait for `start`: opening the FIFO for writing blocks until it opens it to read.
@@ -242,7 +242,7 @@ fn env_pairs(p: &Process) -> Vec<(String, String)> {
 }
 
 /// Everything about the process but the exec itself; returns the program's path.
-fn prepare_process(spec: &Spec, p: &Process) -> Result<PathBuf> {
+fn prepare_process(p: &Process) -> Result<PathBuf> {
     for r in p.rlimits().iter().flatten() {
         let name = serde_json::to_value(r.typ())
             .ok()
@@ -300,7 +300,6 @@ fn prepare_process(spec: &Spec, p: &Process) -> Result<PathBuf> {
     if p.no_new_privileges().unwrap_or(false) {
         rustix::thread::set_no_new_privs(true).map_err(init_err("process.noNewPrivileges"))?;
     }
-    let _ = spec;
     let args = p.args().as_ref().expect("checked at load");
     find_program(&args[0], p)
 }

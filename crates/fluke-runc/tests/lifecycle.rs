@@ -477,3 +477,60 @@ fn seccomp_profiles_are_enforced_with_and_without_no_new_privileges() {
     assert!(err.contains("linux.seccomp"), "{err}");
     assert!(leftovers(&e).is_empty());
 }
+
+#[test]
+fn update_events_and_features() {
+    let cg = format!("/fluke-test/update-{}", std::process::id());
+    let e = bundle(|v| {
+        args(v, "sleep 60");
+        v["linux"]["cgroupsPath"] = cg.clone().into();
+        v["linux"]["resources"]["pids"] = serde_json::json!({"limit": 32});
+    });
+    let b = e.bundle.to_str().unwrap().to_string();
+    detached(&e, &["run", "-d", "--bundle", &b, "upd"]).unwrap();
+    ok(runc(
+        &e,
+        &["update", "--memory", "96m", "--pids-limit", "16", "upd"],
+    ));
+    let rel = cg.trim_start_matches('/');
+    let mem = Path::new("/sys/fs/cgroup/memory")
+        .join(rel)
+        .join("memory.limit_in_bytes");
+    if mem.exists() {
+        assert_eq!(
+            fs::read_to_string(&mem).unwrap().trim(),
+            (96u64 << 20).to_string()
+        );
+    }
+    let pids = Path::new("/sys/fs/cgroup/pids").join(rel).join("pids.max");
+    if pids.exists() {
+        assert_eq!(fs::read_to_string(&pids).unwrap().trim(), "16");
+    }
+    // The same through a resources file.
+    let res = e.bundle.join("res.json");
+    fs::write(&res, r#"{"pids": {"limit": 8}}"#).unwrap();
+    ok(runc(
+        &e,
+        &["update", "--resources", res.to_str().unwrap(), "upd"],
+    ));
+    if pids.exists() {
+        assert_eq!(fs::read_to_string(&pids).unwrap().trim(), "8");
+    }
+    let err = fails(runc(&e, &["update", "--memory", "lots", "upd"]));
+    assert!(err.contains("--memory \"lots\""), "{err}");
+
+    let ev: serde_json::Value =
+        serde_json::from_str(&ok(runc(&e, &["events", "--stats", "upd"]))).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], "upd");
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1, "{ev}");
+    assert!(
+        ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{ev}"
+    );
+
+    let f: serde_json::Value = serde_json::from_str(&ok(runc(&e, &["features"]))).unwrap();
+    assert!(f["linux"]["seccomp"]["enabled"].as_bool().unwrap());
+    assert!(f["hooks"].as_array().unwrap().len() == 6);
+    ok(runc(&e, &["delete", "--force", "upd"]));
+}

@@ -354,6 +354,31 @@ impl Runtime {
         Ok(self.cgroup_of(&st)?.pids()?)
     }
 
+    /// Changes a live container's resources (what is not given stays as it is).
+    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let st = self.root.load(id)?;
+        if !matches!(
+            st.status,
+            Status::Created | Status::Running | Status::Paused
+        ) {
+            return Err(wrong(&st, "update", "created, running or paused"));
+        }
+        self.cgroup_of(&st)?.apply(resources)?;
+        Ok(())
+    }
+
+    /// The container's resource usage, from its cgroup.
+    pub fn stats(&self, id: &str) -> Result<cgroups::Stats> {
+        let st = self.root.load(id)?;
+        if !matches!(
+            st.status,
+            Status::Created | Status::Running | Status::Paused
+        ) {
+            return Err(wrong(&st, "events", "created, running or paused"));
+        }
+        Ok(self.cgroup_of(&st)?.stats()?)
+    }
+
     fn cgroup_of(&self, st: &State) -> Result<cgroups::Manager> {
         crate::cgroup::from_state(&st.cgroup_path, st.cgroup_depth).ok_or_else(|| {
             RuntimeError::Unsupported(format!("container {:?} has no cgroup", st.id))

@@ -15,6 +15,8 @@ mod rootfs;
 pub mod spec;
 pub mod state;
 
+/// Resource statistics of a container (`events --stats`).
+pub use cgroups::stats;
 pub use container::{CreateOptions, Runtime};
 pub use error::{Result, RuntimeError};
 pub use state::{State, Status};

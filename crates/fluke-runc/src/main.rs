@@ -193,7 +193,7 @@ fn parse_bytes(flag: &str, s: &str) -> Result<i64, RuntimeError> {
 }
 
 fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources, RuntimeError> {
-    use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    use oci_spec::runtime::{LinuxPids, LinuxResources};
     let mut r: LinuxResources = match &a.resources {
         Some(p) => {
             let text = if p.as_os_str() == "-" {
@@ -219,7 +219,7 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources,
         None => LinuxResources::default(),
     };
     if a.memory.is_some() || a.memory_swap.is_some() || a.memory_reservation.is_some() {
-        let mut m = r.memory().clone().unwrap_or_else(LinuxMemory::default);
+        let mut m = (*r.memory()).unwrap_or_default();
         if let Some(v) = &a.memory {
             m.set_limit(Some(parse_bytes("memory", v)?));
         }
@@ -242,7 +242,7 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources,
         || a.cpuset_cpus.is_some()
         || a.cpuset_mems.is_some()
     {
-        let mut c = r.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        let mut c = r.cpu().clone().unwrap_or_default();
         if a.cpu_shares.is_some() {
             c.set_shares(a.cpu_shares);
         }

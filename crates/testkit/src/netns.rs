@@ -17,13 +17,14 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::registry::{base_config_yaml, yaml_path};
 use crate::tools::{describe_failure, find_tool, require_tool, run, run_output};
 
 /// The port the registry listens on inside its namespace (always free there).
@@ -237,35 +238,13 @@ impl NetnsRegistry {
     }
 
     fn config_yaml(&self) -> String {
-        let quote = |p: &Path| serde_json::to_string(&p.to_string_lossy()).unwrap();
-        let mut yaml = format!(
-            "version: 0.1
-log:
-  level: info
-  formatter: text
-storage:
-  filesystem:
-    rootdirectory: {storage}
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: {addr}
-  secret: testkit-not-a-secret
-  headers:
-    X-Content-Type-Options: [nosniff]
-",
-            storage = quote(&self.storage_dir()),
-            addr = self.addr(),
-        );
+        let mut yaml = base_config_yaml(&self.storage_dir(), &self.addr());
         if self.tls {
             let d = self.dir.path();
             yaml += &format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
-                quote(&d.join("registry.crt")),
-                quote(&d.join("registry.key")),
+                yaml_path(&d.join("registry.crt")),
+                yaml_path(&d.join("registry.key")),
             );
         }
         yaml

@@ -260,9 +260,39 @@ impl Registry {
     }
 
     fn config_yaml(&self, port: u16) -> String {
-        let quote = |p: &Path| serde_json::to_string(&p.to_string_lossy()).unwrap();
-        let mut yaml = format!(
-            "version: 0.1
+        let mut yaml = base_config_yaml(&self.storage_dir(), &format!("127.0.0.1:{port}"));
+        match &self.auth {
+            Auth::None => {}
+            Auth::Basic { .. } => {
+                yaml += &format!(
+                    "auth:\n  htpasswd:\n    realm: testkit\n    path: {}\n",
+                    yaml_path(&self.dir.path().join("htpasswd"))
+                );
+            }
+            Auth::Token { .. } => {
+                let token = self.token.as_ref().expect("token server");
+                yaml += &format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                    serde_json::to_string(&token.realm()).unwrap(),
+                    yaml_path(token.cert_path()),
+                );
+            }
+        }
+        yaml
+    }
+}
+
+/// A path as a quoted YAML (JSON) string.
+pub(crate) fn yaml_path(p: &Path) -> String {
+    serde_json::to_string(&p.to_string_lossy()).expect("a string serialises")
+}
+
+/// The part of a docker-registry config every fixture shares: logging, storage with
+/// deletes on and upload purging off, the listen address and the HTTP section (which a
+/// caller may extend with `  tls:` lines).
+pub(crate) fn base_config_yaml(storage: &Path, addr: &str) -> String {
+    format!(
+        "version: 0.1
 log:
   level: info
   formatter: text
@@ -275,32 +305,13 @@ storage:
     uploadpurging:
       enabled: false
 http:
-  addr: 127.0.0.1:{port}
+  addr: {addr}
   secret: testkit-not-a-secret
   headers:
     X-Content-Type-Options: [nosniff]
 ",
-            storage = quote(&self.storage_dir()),
-        );
-        match &self.auth {
-            Auth::None => {}
-            Auth::Basic { .. } => {
-                yaml += &format!(
-                    "auth:\n  htpasswd:\n    realm: testkit\n    path: {}\n",
-                    quote(&self.dir.path().join("htpasswd"))
-                );
-            }
-            Auth::Token { .. } => {
-                let token = self.token.as_ref().expect("token server");
-                yaml += &format!(
-                    "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
-                    serde_json::to_string(&token.realm()).unwrap(),
-                    quote(token.cert_path()),
-                );
-            }
-        }
-        yaml
-    }
+        storage = yaml_path(storage),
+    )
 }
 
 impl Drop for Registry {

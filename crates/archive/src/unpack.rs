@@ -169,6 +169,28 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Builds the error of a failed operation on the entry `path` of layer `label`.
+fn entry_failure<'a>(
+    label: &'a str,
+    path: &'a [u8],
+) -> impl Fn(&str, io::Error) -> ArchiveError + 'a {
+    move |op, source| ArchiveError::Entry {
+        layer: label.to_string(),
+        path: lossy(path),
+        op: op.to_string(),
+        source,
+    }
+}
+
+/// Builds the error of an entry `path` of layer `label` that is refused.
+fn entry_invalid<'a>(label: &'a str, path: &'a [u8]) -> impl Fn(String) -> ArchiveError + 'a {
+    move |reason| ArchiveError::Invalid {
+        layer: label.to_string(),
+        path: lossy(path),
+        reason,
+    }
+}
+
 fn timespec((sec, nsec): (i64, u32)) -> Timespec {
     Timespec {
         tv_sec: sec,
@@ -258,17 +280,8 @@ impl<'o> Unpacker<'o> {
         e: &Entry,
         label: &str,
     ) -> Result<(), ArchiveError> {
-        let fail = |op: &str, source: io::Error| ArchiveError::Entry {
-            layer: label.to_string(),
-            path: lossy(&e.path),
-            op: op.to_string(),
-            source,
-        };
-        let invalid = |reason: String| ArchiveError::Invalid {
-            layer: label.to_string(),
-            path: lossy(&e.path),
-            reason,
-        };
+        let fail = entry_failure(label, &e.path);
+        let invalid = entry_invalid(label, &e.path);
         let path = clean(&e.path);
         let (parent, name) = split_last(&path);
 
@@ -507,17 +520,8 @@ impl<'o> Unpacker<'o> {
         e: &Entry,
         label: &str,
     ) -> Result<(), ArchiveError> {
-        let fail = |op: &str, source: io::Error| ArchiveError::Entry {
-            layer: label.to_string(),
-            path: lossy(&e.path),
-            op: op.to_string(),
-            source,
-        };
-        let invalid = |reason: String| ArchiveError::Invalid {
-            layer: label.to_string(),
-            path: lossy(&e.path),
-            reason,
-        };
+        let fail = entry_failure(label, &e.path);
+        let invalid = entry_invalid(label, &e.path);
         let target = clean(&e.link);
         if target.is_empty() {
             return Err(invalid(
@@ -595,12 +599,7 @@ impl<'o> Unpacker<'o> {
     fn finish_dirs(&mut self, label: &str) -> Result<(), ArchiveError> {
         let dirs = std::mem::take(&mut self.dirs);
         for d in &dirs {
-            let fail = |op: &str, source: io::Error| ArchiveError::Entry {
-                layer: label.to_string(),
-                path: lossy(&d.name),
-                op: op.to_string(),
-                source,
-            };
+            let fail = entry_failure(label, &d.name);
             let fd = match open_in_root(
                 self.root.as_fd(),
                 &d.path,
